@@ -58,8 +58,11 @@ export class ImgloadError extends Error {
     this.hint = options.hint;
   }
 
-  /** The message and hint as one line, as printed on stderr. */
-  get line(): string {
+  /**
+   * The message and hint as one line, as printed on stderr. (Not named
+   * `line`: JavaScriptCore sets an own `line` property on every error.)
+   */
+  get displayMessage(): string {
     const text = this.hint ? `${this.message}. ${this.hint}` : this.message;
     return text.replace(/\s*\n\s*/g, " ");
   }

@@ -1,4 +1,34 @@
-import { createConsola, type ConsolaInstance } from "consola";
+import { createConsola, type ConsolaInstance, type LogObject } from "consola";
+import process from "node:process";
+import { formatWithOptions } from "node:util";
+import { clearProgressLine } from "./progress.ts";
+import { redact } from "./redact.ts";
+
+export const logLevel = {
+  quiet: 0,
+  normal: 3,
+  debug: 4,
+} as const;
+
+const levelLabels: Record<number, string> = {
+  0: "error",
+  1: "warning",
+};
+
+/**
+ * Writes each log line to stderr as `imgload: [level: ]message`, after
+ * redacting registered secrets. Plain lines suit both terminals and CI
+ * logs, and keep stdout free for the result.
+ */
+const stderrReporter = {
+  log(logObject: LogObject): void {
+    const text = formatWithOptions({ colors: false }, ...logObject.args);
+    const label = levelLabels[logObject.level];
+    const prefix = label ? `imgload: ${label}: ` : "imgload: ";
+    clearProgressLine();
+    process.stderr.write(`${prefix}${redact(text)}\n`);
+  },
+};
 
 /**
  * The one logger of imgload. Everything goes to stderr, so stdout carries
@@ -6,13 +36,6 @@ import { createConsola, type ConsolaInstance } from "consola";
  * `--quiet` keeps errors only, `--debug` adds debug lines.
  */
 export const logger: ConsolaInstance = createConsola({
-  stdout: process.stderr,
-  stderr: process.stderr,
-  formatOptions: { date: false },
+  level: logLevel.normal,
+  reporters: [stderrReporter],
 });
-
-export const logLevel = {
-  quiet: 0,
-  normal: 3,
-  debug: 4,
-} as const;

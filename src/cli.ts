@@ -1,0 +1,447 @@
+import process from "node:process";
+import { defineCommand, renderUsage, runCommand, type ArgsDef } from "citty";
+import pkg from "../package.json" with { type: "json" };
+import {
+  ExitCode,
+  ImgloadError,
+  InterruptedError,
+  UsageError,
+} from "./errors.ts";
+import { loadImage } from "./load.ts";
+import { logger, logLevel } from "./log.ts";
+import { addSecret, redact } from "./redact.ts";
+import { getRuntime } from "./runtime/index.ts";
+import type { Runtime } from "./runtime/types.ts";
+import { parseHeaderArgs } from "./source/http.ts";
+import type { LoadResult, ZstdDecoderChoice } from "./types.ts";
+
+export const exitCodeHelp = `Exit codes:
+  0    the image was loaded (or written with --output)
+  1    internal error: a bug; please report it with the --debug output
+  2    usage: invalid option, invalid image name, or a name for an
+       archive that holds several images
+  3    source: HTTP status, network, file not found, an HTML page instead
+       of an archive, digest mismatch, file changed during the download
+  4    archive: unsupported format, failed decompression, empty input,
+       invalid tar or metadata
+  5    engine or output: the daemon is unreachable, docker load failed,
+       the output file could not be written
+  130  interrupted by SIGINT (143: SIGTERM); nothing was loaded`;
+
+const loadArgs = {
+  source: {
+    type: "positional",
+    required: true,
+    valueHint: "url|file|-",
+    description: "Image archive: an http(s) URL, a file path, or - for stdin",
+  },
+  name: {
+    type: "positional",
+    required: false,
+    valueHint: "NAME[:TAG]",
+    description:
+      "Load the image under this name only (tag defaults to latest); without it the archive's own names are kept",
+  },
+  output: {
+    type: "string",
+    alias: "o",
+    valueHint: "FILE|-",
+    description:
+      "Write the rewritten, uncompressed tar to FILE (- for stdout) instead of loading it",
+  },
+  sha256: {
+    type: "string",
+    valueHint: "HEX",
+    description:
+      "Expected SHA-256 of the downloaded bytes; on a mismatch nothing is loaded",
+  },
+  header: {
+    type: "string",
+    alias: "H",
+    valueHint: "'Name: value'|@FILE",
+    description:
+      "Add an HTTP request header; repeatable. @FILE reads one header per line",
+  },
+  retries: {
+    type: "string",
+    valueHint: "N",
+    default: "8",
+    description:
+      "Retries of a failing HTTP download in a row; an attempt that delivers bytes resets the count",
+  },
+  "retry-delay": {
+    type: "string",
+    valueHint: "SECONDS",
+    default: "1",
+    description: "First wait before a retry, in seconds, doubling up to 30",
+  },
+  timeout: {
+    type: "string",
+    valueHint: "SECONDS",
+    default: "30",
+    description: "Fail an HTTP attempt after this many seconds without data",
+  },
+  cacert: {
+    type: "string",
+    valueHint: "FILE",
+    description:
+      "Trust the CA certificates in this PEM file for https (also SSL_CERT_FILE)",
+  },
+  "zstd-decoder": {
+    type: "enum",
+    options: ["auto", "native", "wasm"],
+    default: "auto",
+    description:
+      "zstd decoder: native (the runtime's), wasm (portable), or auto (native when available)",
+  },
+  json: {
+    type: "boolean",
+    description: "Print the result as one JSON object on stdout, on failure too",
+  },
+  quiet: {
+    type: "boolean",
+    alias: "q",
+    description: "Print nothing on stderr unless something fails",
+  },
+  debug: {
+    type: "boolean",
+    description: "Print debug logs, and stack traces of internal errors",
+  },
+} as const satisfies ArgsDef;
+
+const loadCommand = defineCommand({
+  meta: {
+    name: "load",
+    description:
+      "Stream an image archive (zstd, gzip or tar) into docker load, renamed to NAME[:TAG]",
+  },
+  args: loadArgs,
+});
+
+const mainCommand = defineCommand({
+  meta: {
+    name: "imgload",
+    version: pkg.version,
+    description: "Load container image archives from URLs into Docker",
+  },
+  subCommands: { load: loadCommand },
+});
+
+/**
+ * Runs the imgload command line and returns the exit code. All output
+ * goes through `logger` (stderr) and the result writer (stdout).
+ */
+export async function runCli(
+  argv: string[],
+  runtime: Runtime = getRuntime(),
+): Promise<number> {
+  const [command, ...rest] = argv;
+
+  if (command === undefined || command === "--help" || command === "-h") {
+    writeHelp(runtime, await renderUsage(mainCommand));
+    return command === undefined ? ExitCode.usage : ExitCode.ok;
+  }
+  if (command === "--version" || command === "-v") {
+    process.stdout.write(`${pkg.version}\n`);
+    return ExitCode.ok;
+  }
+  if (command !== "load") {
+    logger.error(
+      `Unknown command "${command}". Run imgload --help for the commands`,
+    );
+    return ExitCode.usage;
+  }
+  if (rest.includes("--help") || rest.includes("-h")) {
+    const usage = await renderUsage(
+      loadCommand,
+      mainCommand as unknown as typeof loadCommand,
+    );
+    writeHelp(runtime, usage);
+    return ExitCode.ok;
+  }
+
+  return await runLoad(rest, runtime);
+}
+
+async function runLoad(rawArgs: string[], runtime: Runtime): Promise<number> {
+  const json = rawArgs.includes("--json");
+  const debug = rawArgs.includes("--debug");
+  const quiet = rawArgs.includes("--quiet") || rawArgs.includes("-q");
+  logger.level = debug ? logLevel.debug : quiet ? logLevel.quiet : logLevel.normal;
+  let resultToStderr = false;
+
+  // Interrupts abort the pipeline; the engine is killed and temporary
+  // output removed before the process exits with 130 or 143.
+  const controller = new AbortController();
+  const removeHandlers = (["SIGINT", "SIGTERM"] as const).map((signal) =>
+    runtime.onSignal(signal, () => {
+      if (controller.signal.aborted) {
+        runtime.exit(new InterruptedError(signal).exitCode);
+      }
+      logger.debug(`Received ${signal}, stopping`);
+      controller.abort(new InterruptedError(signal));
+    }),
+  );
+
+  try {
+    const args = await parseLoadArgs(rawArgs);
+    resultToStderr = args.output === "-";
+    if (args.output === "-" && args.json) {
+      throw new UsageError("--json cannot be combined with --output -", {
+        hint: "Both write to stdout; use --output FILE with --json",
+      });
+    }
+    if (args.output === "-" && runtime.isTerminal(1)) {
+      throw new UsageError("Refusing to write a tar archive to a terminal", {
+        hint: "Redirect stdout to a file or pipe, or use --output FILE",
+      });
+    }
+
+    const result = await loadImage(
+      {
+        source: args.source,
+        name: args.name,
+        output: args.output,
+        sha256: args.sha256,
+        headers: args.headers,
+        retries: args.retries,
+        retryDelayMs: args.retryDelayMs,
+        timeoutMs: args.timeoutMs,
+        caCertPath: args.cacert ?? runtime.env("SSL_CERT_FILE"),
+        zstdDecoder: args.zstdDecoder,
+        progress: !quiet && !json,
+        signal: controller.signal,
+      },
+      runtime,
+    );
+    writeResult(formatResult(result, json), resultToStderr);
+    return ExitCode.ok;
+  } catch (error) {
+    const failure = describeFailure(error, debug);
+    logger.error(failure.line);
+    if (json) {
+      writeResult(
+        `${JSON.stringify({
+          ok: false,
+          exitCode: failure.exitCode,
+          error: { kind: failure.kind, message: redact(failure.line) },
+        })}\n`,
+        resultToStderr,
+      );
+    }
+    return failure.exitCode;
+  } finally {
+    for (const remove of removeHandlers) {
+      remove();
+    }
+  }
+}
+
+interface ParsedLoadArgs {
+  source: string;
+  name?: string;
+  output?: string;
+  sha256?: string;
+  headers: Array<[string, string]>;
+  retries: number;
+  retryDelayMs: number;
+  timeoutMs: number;
+  cacert?: string;
+  zstdDecoder: ZstdDecoderChoice;
+  json: boolean;
+}
+
+const booleanFlags = new Set(["--json", "--quiet", "-q", "--debug"]);
+
+/**
+ * Parses and validates the `load` arguments. citty parses the values and
+ * renders help; repeated `--header` values and unknown options are
+ * handled here, since citty keeps only the last value and accepts any
+ * option.
+ */
+async function parseLoadArgs(rawArgs: string[]): Promise<ParsedLoadArgs> {
+  const headerValues = collectRepeated(rawArgs, ["--header", "-H"]);
+  rejectUnknownOptions(rawArgs);
+
+  let parsed: Record<string, unknown>;
+  try {
+    const { result } = await runCommand(
+      defineCommand({ args: loadArgs, run: ({ args }) => args }),
+      { rawArgs },
+    );
+    parsed = result as Record<string, unknown>;
+  } catch (error) {
+    const message = stripAnsi((error as Error).message).replace(/\.$/, "");
+    throw new UsageError(message, { hint: "Run imgload load --help" });
+  }
+
+  const positionals = (parsed._ as string[]) ?? [];
+  if (positionals.length > 2) {
+    throw new UsageError(
+      `Too many arguments: ${positionals.slice(2).join(" ")}`,
+      { hint: "Usage: imgload load <url|file|-> [NAME[:TAG]]" },
+    );
+  }
+
+  const headers = await parseHeaderArgs(headerValues);
+  for (const [, value] of headers) {
+    addSecret(value);
+  }
+
+  return {
+    source: parsed.source as string,
+    name: parsed.name as string | undefined,
+    output: parsed.output as string | undefined,
+    sha256: parsed.sha256 as string | undefined,
+    headers,
+    retries: parseCount("--retries", parsed.retries as string),
+    retryDelayMs: parseSeconds("--retry-delay", parsed["retry-delay"] as string, true) * 1000,
+    timeoutMs: parseSeconds("--timeout", parsed.timeout as string, false) * 1000,
+    cacert: parsed.cacert as string | undefined,
+    zstdDecoder: parsed["zstd-decoder"] as ZstdDecoderChoice,
+    json: parsed.json === true,
+  };
+}
+
+const valueFlags = new Set(
+  Object.entries(loadArgs).flatMap(([name, def]) => {
+    if (def.type !== "string" && def.type !== "enum") {
+      return [];
+    }
+    const alias = "alias" in def ? [`-${def.alias}`] : [];
+    return [`--${name}`, ...alias];
+  }),
+);
+
+function collectRepeated(rawArgs: string[], names: string[]): string[] {
+  const values: string[] = [];
+  for (let i = 0; i < rawArgs.length; i++) {
+    const arg = rawArgs[i]!;
+    if (arg === "--") {
+      break;
+    }
+    const inline = names.find((name) => arg.startsWith(`${name}=`));
+    if (inline) {
+      values.push(arg.slice(inline.length + 1));
+    } else if (names.includes(arg)) {
+      const value = rawArgs[i + 1];
+      if (value === undefined) {
+        throw new UsageError(`Option ${arg} needs a value`, {
+          hint: "Give it as --header 'Name: value' or --header @FILE",
+        });
+      }
+      values.push(value);
+      i++;
+    }
+  }
+  return values;
+}
+
+function rejectUnknownOptions(rawArgs: string[]): void {
+  for (let i = 0; i < rawArgs.length; i++) {
+    const arg = rawArgs[i]!;
+    if (arg === "--") {
+      return;
+    }
+    if (arg === "-" || !arg.startsWith("-")) {
+      continue;
+    }
+    const flag = arg.includes("=") ? arg.slice(0, arg.indexOf("=")) : arg;
+    if (valueFlags.has(flag)) {
+      if (!arg.includes("=")) {
+        if (rawArgs[i + 1] === undefined) {
+          throw new UsageError(`Option ${flag} needs a value`, {
+            hint: "Run imgload load --help",
+          });
+        }
+        i++;
+      }
+      continue;
+    }
+    if (!booleanFlags.has(flag)) {
+      throw new UsageError(`Unknown option ${flag}`, {
+        hint: "Run imgload load --help for the options",
+      });
+    }
+  }
+}
+
+function parseCount(flag: string, value: string): number {
+  if (!/^\d+$/.test(value)) {
+    throw new UsageError(`Invalid ${flag} value "${value}": expected a whole number`, {
+      hint: `Give ${flag} 0 or more, such as ${flag} 8`,
+    });
+  }
+  return Number(value);
+}
+
+function parseSeconds(flag: string, value: string, allowZero: boolean): number {
+  const seconds = Number(value);
+  const valid =
+    value.trim() !== "" &&
+    Number.isFinite(seconds) &&
+    (allowZero ? seconds >= 0 : seconds > 0);
+  if (!valid) {
+    throw new UsageError(
+      `Invalid ${flag} value "${value}": expected ${allowZero ? "0 or more" : "more than 0"} seconds`,
+      { hint: `Give seconds as a number, such as ${flag} 30` },
+    );
+  }
+  return seconds;
+}
+
+function writeHelp(runtime: Runtime, usage: string): void {
+  const text = `${usage}\n${exitCodeHelp}\n`;
+  process.stdout.write(runtime.isTerminal(1) ? text : stripAnsi(text));
+}
+
+function stripAnsi(text: string): string {
+  return text.replace(/\x1b\[[0-9;]*m/g, "");
+}
+
+/** Formats a result: one line per image, or one JSON object. */
+export function formatResult(result: LoadResult, json: boolean): string {
+  if (json) {
+    return `${JSON.stringify({ ok: true, ...result })}\n`;
+  }
+  const verb = result.output === undefined ? "Loaded" : "Wrote";
+  const where = result.output === undefined ? "" : ` to ${result.output}`;
+  const id = result.imageId ? ` (${result.imageId})` : "";
+  const original = result.original
+    ? `; archive named it ${result.original.name}:${result.original.tag}`
+    : "";
+  const references =
+    result.references.length > 0 ? result.references : ["<untagged image>"];
+  return references
+    .map((reference) => `${verb} ${reference}${id}${where}${original}\n`)
+    .join("");
+}
+
+function writeResult(text: string, toStderr: boolean): void {
+  const stream = toStderr ? process.stderr : process.stdout;
+  stream.write(redact(text));
+}
+
+interface Failure {
+  exitCode: number;
+  kind: string;
+  line: string;
+}
+
+function describeFailure(error: unknown, debug: boolean): Failure {
+  if (error instanceof ImgloadError) {
+    if (debug && error.cause !== undefined) {
+      logger.debug("Caused by:", error.cause);
+    }
+    return { exitCode: error.exitCode, kind: error.kind, line: error.displayMessage };
+  }
+  if (debug) {
+    logger.debug(error);
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return {
+    exitCode: ExitCode.internal,
+    kind: "internal",
+    line: `Internal error: ${message}. This is a bug in imgload ${pkg.version}; please report it with the output of --debug`,
+  };
+}
