@@ -102,7 +102,7 @@ export class ArchiveServer {
     if (typeof route === "function") {
       return route();
     }
-    return new Response(route, {
+    return new Response(route as BodyInit, {
       headers: {
         "Content-Type": "application/zstd",
         ETag: `"${Bun.hash(route).toString(16)}"`,
