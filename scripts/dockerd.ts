@@ -144,6 +144,7 @@ export async function installDocker(log: (line: string) => void = logToStderr) {
  */
 export async function startPrivateDaemon(
   options: Required<EnsureDockerOptions>,
+  storage: { dataRootMiB?: number } = {},
 ): Promise<DockerDaemon> {
   const dockerd = findExecutable("dockerd");
   if (dockerd === undefined) {
@@ -155,6 +156,24 @@ export async function startPrivateDaemon(
   const directory = await mkdtemp("/tmp/imgload-");
   const dockerHost = `unix://${directory}/docker.sock`;
   const logPath = join(directory, "dockerd.log");
+  if (storage.dataRootMiB !== undefined) {
+    // A small tmpfs makes the daemon run out of space on purpose, so
+    // tests can watch docker load fail partway through an archive.
+    await mkdir(join(directory, "data"));
+    const mount = Bun.spawnSync([
+      "mount",
+      "-t",
+      "tmpfs",
+      "-o",
+      `size=${storage.dataRootMiB}m`,
+      "tmpfs",
+      join(directory, "data"),
+    ]);
+    if (mount.exitCode !== 0) {
+      await rm(directory, { recursive: true, force: true });
+      throw new Error(`mount of a tmpfs data root failed: ${mount.stderr}`);
+    }
+  }
   const logFd = openSync(logPath, "a");
   const child = Bun.spawn(
     [
