@@ -150,12 +150,12 @@ async function runPipeline(context: PipelineContext): Promise<LoadResult> {
     sinkResult = await sink.finish();
     summary = await archive.summary;
   } catch (error) {
+    progress.abandon();
     await sink.abort(error);
     archive.summary.catch(() => {});
     throw toLoadError(error, options.signal);
-  } finally {
-    progress.finish();
   }
+  progress.finish();
 
   // Report what landed, confirmed by the engine.
   const result: LoadResult = {

@@ -81,6 +81,9 @@ export class ProgressStream extends TransformStream<Uint8Array, Uint8Array> {
     this.#write = options.write ?? ((text) => process.stderr.write(text));
     this.#startedAt = this.#now();
     this.#meter.add(this.#startedAt, 0);
+    // In a log, the first line comes after one interval, so a short
+    // download prints only its summary.
+    if (!options.interactive) this.#lastReportAt = this.#startedAt;
   }
 
   /** Bytes that have passed through so far. */
@@ -111,6 +114,17 @@ export class ProgressStream extends TransformStream<Uint8Array, Uint8Array> {
       `${this.#options.label}: read ${formatBytes(this.#bytes)} in ` +
         `${formatDuration(elapsedMs / 1000)} (${formatRate(average)})`,
     );
+  }
+
+  /**
+   * Stops reporting without a summary, for a load that failed: the error
+   * message is then the last line. A drawn bar is ended with a line break.
+   */
+  abandon(): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    if (activeBar === this) activeBar = undefined;
+    if (this.#drawn) this.#write("\n");
   }
 
   /** Erases the bar from the terminal until the next redraw. */

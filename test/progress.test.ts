@@ -214,10 +214,12 @@ describe("ProgressStream", () => {
   test("plain lines at most every 5 s", async () => {
     const stream = progress({ interactive: false });
 
+    // 40 chunks 300 ms apart span 12 s: lines at 5 s and 10 s, none at
+    // the start.
     await feed(stream, 40);
     const progressLines = logs.lines.filter((line) => line.text.includes("%"));
 
-    expect(progressLines.length).toBe(3);
+    expect(progressLines.length).toBe(2);
     expect(written).toHaveLength(0);
   });
 
@@ -229,6 +231,19 @@ describe("ProgressStream", () => {
     expect(logs.lines.at(-1)?.text).toBe(
       "http://host/image.tar.zst: read 4.0 KiB in 1s (3.3 KiB/s)",
     );
+  });
+
+  test("abandon prints no summary", async () => {
+    const stream = progress({ interactive: false });
+    const writer = stream.writable.getWriter();
+    const reader = stream.readable.getReader();
+    void writer.write(new Uint8Array(1024));
+    await reader.read();
+
+    stream.abandon();
+    stream.finish();
+
+    expect(logs.lines).toHaveLength(0);
   });
 
   test("finish runs once", async () => {
