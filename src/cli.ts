@@ -406,14 +406,20 @@ export function formatResult(result: LoadResult, json: boolean): string {
   }
   const verb = result.output === undefined ? "Loaded" : "Wrote";
   const where = result.output === undefined ? "" : ` to ${result.output}`;
-  const id = result.imageId ? ` (${result.imageId})` : "";
   const original = result.original
-    ? `; archive named it ${result.original.name}:${result.original.tag}`
-    : "";
-  const references =
-    result.references.length > 0 ? result.references : ["<untagged image>"];
-  return references
-    .map((reference) => `${verb} ${reference}${id}${where}${original}\n`)
+    ? `${result.original.name}:${result.original.tag}`
+    : undefined;
+  return result.images
+    .map((image) => {
+      const name = image.reference ?? "an untagged image";
+      const id = image.id ? ` (${image.id})` : "";
+      // A rename loads one image, under a name other than its own.
+      const renamed =
+        original && result.images.length === 1 && image.reference !== original
+          ? `; archive named it ${original}`
+          : "";
+      return `${verb} ${name}${id}${where}${renamed}\n`;
+    })
     .join("");
 }
 

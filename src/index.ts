@@ -34,4 +34,9 @@ export {
   createDecompressStream,
   ZstdDecompressionStream,
 } from "./decompress/index.ts";
-export type { LoadOptions, LoadResult, ZstdDecoderChoice } from "./types.ts";
+export type {
+  LoadedImage,
+  LoadOptions,
+  LoadResult,
+  ZstdDecoderChoice,
+} from "./types.ts";

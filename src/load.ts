@@ -23,7 +23,7 @@ import { createFileSink, createStdoutSink } from "./sink/file.ts";
 import type { Sink, SinkResult } from "./sink/types.ts";
 import { DigestStream, parseSha256 } from "./source/digest.ts";
 import { openSource, type Source } from "./source/index.ts";
-import type { LoadOptions, LoadResult } from "./types.ts";
+import type { LoadedImage, LoadOptions, LoadResult } from "./types.ts";
 
 const daemonCheckTimeoutMs = 5000;
 
@@ -168,14 +168,28 @@ async function runPipeline(context: PipelineContext): Promise<LoadResult> {
     format,
     decoder,
     displaced: sinkResult.displaced,
+    images: [],
   };
   if (options.output !== undefined) {
-    result.imageId = summary.configDigest;
     result.output = options.output;
-    return result;
+    result.images = describeWritten(summary);
+  } else {
+    result.images = await confirmLoaded(context, summary, sinkResult);
   }
-  result.imageId = await confirmLoaded(context, summary, sinkResult);
+  result.imageId = result.images[0]?.id;
   return result;
+}
+
+/**
+ * Describes the images in an archive written with `--output`: its
+ * references, with the config digest as ID when the archive has one image.
+ */
+function describeWritten(summary: ArchiveSummary): LoadedImage[] {
+  const id = summary.images.length === 1 ? summary.configDigest : undefined;
+  if (summary.expectedReferences.length === 0) {
+    return [{ id }];
+  }
+  return summary.expectedReferences.map((reference) => ({ reference, id }));
 }
 
 async function openSink(
@@ -199,21 +213,27 @@ async function openSink(
 }
 
 /**
- * Checks that every expected reference exists, first against the engine's
- * `Loaded image` lines and then with `docker image inspect`, because
- * Engine 20.10 prints no line for an archive with only `repositories`.
- * Returns the image ID the engine reports.
+ * Checks that every expected reference exists and returns each with the
+ * image ID the engine reports. The engine's `Loaded image` lines are not
+ * enough, because Engine 20.10 prints none for an archive with only
+ * `repositories`, so each reference is looked up with `image inspect`.
  */
 async function confirmLoaded(
   context: PipelineContext,
   summary: ArchiveSummary,
   sinkResult: SinkResult,
-): Promise<string | undefined> {
-  const announced = new Set(sinkResult.loadedReferences.map(normalizeReference));
-  let imageId: string | undefined = sinkResult.loadedImageIds[0];
+): Promise<LoadedImage[]> {
+  if (summary.expectedReferences.length === 0) {
+    // RepoTags null and no name: the engine reports only the ID.
+    const ids = sinkResult.loadedImageIds;
+    const fallback = summary.configDigest ? [summary.configDigest] : [];
+    return (ids.length > 0 ? ids : fallback).map((id) => ({ id }));
+  }
 
-  for (const expected of summary.expectedReferences) {
-    const image = await inspectImage(context.runtime, expected, {
+  const announced = new Set(sinkResult.loadedReferences.map(normalizeReference));
+  const images: LoadedImage[] = [];
+  for (const reference of summary.expectedReferences) {
+    const image = await inspectImage(context.runtime, reference, {
       command: context.engineCommand,
     });
     if (image === undefined) {
@@ -222,24 +242,16 @@ async function confirmLoaded(
         ...sinkResult.loadedImageIds,
       ];
       throw new EngineError(
-        `${context.engineCommand} load finished but ${expected} does not exist; it loaded ${loaded.length ? loaded.join(", ") : "nothing it reported"}`,
+        `${context.engineCommand} load finished but ${reference} does not exist; it loaded ${loaded.length ? loaded.join(", ") : "nothing it reported"}`,
         { hint: "Run with --debug and report the output" },
       );
     }
-    if (!announced.has(normalizeReference(expected))) {
-      logger.debug(`${expected} confirmed by image inspect`);
+    if (!announced.has(normalizeReference(reference))) {
+      logger.debug(`${reference} confirmed by image inspect`);
     }
-    imageId ??= image.id;
-    if (summary.configDigest && image.id !== summary.configDigest) {
-      logger.debug(
-        `${expected} has ID ${image.id}; the archive's config is ${summary.configDigest}`,
-      );
-    }
+    images.push({ reference, id: image.id });
   }
-  if (summary.expectedReferences.length === 0 && imageId === undefined) {
-    imageId = summary.configDigest;
-  }
-  return imageId;
+  return images;
 }
 
 /** Maps whatever ended the pipeline to the error the user sees. */

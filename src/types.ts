@@ -32,14 +32,24 @@ export interface LoadOptions {
   signal?: AbortSignal;
 }
 
+/** One image that a load created or an `--output` archive carries. */
+export interface LoadedImage {
+  /** Its name, or undefined for an image the archive does not name. */
+  reference?: string;
+  /** Image ID as the engine reports it; with `--output`, the config digest. */
+  id?: string;
+}
+
 /** What a load did, as printed by the CLI. */
 export interface LoadResult {
   /** The source as shown to users, secrets redacted. */
   source: string;
   /** References the image store now holds for this archive, or that `--output` carries. */
   references: string[];
-  /** Image ID as the engine reports it; with `--output`, the config digest. */
+  /** The first image's ID, as in `images`. */
   imageId?: string;
+  /** Every image with its ID, in archive order. */
+  images: LoadedImage[];
   /** The archive's own name and tag before any rename. */
   original?: { name: string; tag: string };
   /** The archive's top layer: the `repositories` value, else the last layer's diff_id. */
