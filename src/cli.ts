@@ -167,11 +167,18 @@ async function runLoad(rawArgs: string[], runtime: Runtime): Promise<number> {
   const json = rawArgs.includes("--json");
   const debug = rawArgs.includes("--debug");
   const quiet = rawArgs.includes("--quiet") || rawArgs.includes("-q");
-  logger.level = debug ? logLevel.debug : quiet ? logLevel.quiet : logLevel.normal;
+  logger.level = logLevel.normal;
+  if (quiet) {
+    logger.level = logLevel.quiet;
+  }
+  if (debug) {
+    logger.level = logLevel.debug;
+  }
   let resultToStderr = false;
 
-  // Interrupts abort the pipeline; the engine is killed and temporary
-  // output removed before the process exits with 130 or 143.
+  // An interrupt aborts the pipeline, which kills the engine and removes
+  // temporary output before the process exits with 130 or 143. A second
+  // interrupt exits at once.
   const controller = new AbortController();
   const removeHandlers = (["SIGINT", "SIGTERM"] as const).map((signal) =>
     runtime.onSignal(signal, () => {
@@ -192,7 +199,7 @@ async function runLoad(rawArgs: string[], runtime: Runtime): Promise<number> {
       });
     }
     if (args.output === "-" && runtime.isTerminal(1)) {
-      throw new UsageError("Refusing to write a tar archive to a terminal", {
+      throw new UsageError("Cannot write a tar archive to a terminal", {
         hint: "Redirect stdout to a file or pipe, or use --output FILE",
       });
     }
@@ -255,9 +262,9 @@ const booleanFlags = new Set(["--json", "--quiet", "-q", "--debug"]);
 
 /**
  * Parses and validates the `load` arguments. citty parses the values and
- * renders help; repeated `--header` values and unknown options are
- * handled here, since citty keeps only the last value and accepts any
- * option.
+ * renders help. Repeated `--header` values and unknown options are
+ * handled here, because citty keeps only the last value of an option and
+ * accepts options it does not define.
  */
 async function parseLoadArgs(rawArgs: string[]): Promise<ParsedLoadArgs> {
   const headerValues = collectRepeated(rawArgs, ["--header", "-H"]);

@@ -33,8 +33,8 @@ const daemonCheckTimeoutMs = 5000;
  *
  * The engine's stdin is ended cleanly only after the source reached its
  * end, the decoder and the tar stage finished without error, and the
- * digest matched; on any failure the engine process is killed, so nothing
- * is loaded.
+ * digest matched. On any failure the engine process is killed instead, so
+ * nothing is loaded.
  *
  * @example
  * ```ts
@@ -120,7 +120,7 @@ async function runPipeline(context: PipelineContext): Promise<LoadResult> {
   }
   const progress = new ProgressStream({
     total: source.size,
-    interactive: getRuntimeTerminal(context.runtime),
+    interactive: context.runtime.isTerminal(2),
     enabled: options.progress ?? false,
     label: source.display,
   });
@@ -254,7 +254,7 @@ async function confirmLoaded(
   return images;
 }
 
-/** Maps whatever ended the pipeline to the error the user sees. */
+/** Maps whatever ended the pipeline to the error to report. */
 function toLoadError(error: unknown, signal?: AbortSignal): unknown {
   if (signal?.aborted) {
     const reason = signal.reason;
@@ -270,9 +270,5 @@ function throwIfAborted(signal?: AbortSignal): void {
   if (signal?.aborted) {
     throw toLoadError(signal.reason, signal);
   }
-}
-
-function getRuntimeTerminal(runtime: Runtime): boolean {
-  return runtime.isTerminal(2);
 }
 
