@@ -1,14 +1,14 @@
 /**
- * Runs DenoRuntime under a real Deno, found as $DENO or `deno` on PATH.
- * The project does not install Deno, so without one these tests are
- * skipped.
+ * Runs DenoRuntime under a real Deno: $DENO, the `deno` devDependency, or
+ * `deno` on PATH. Without one these tests are skipped, except under CI.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
-const deno = process.env.DENO ?? Bun.which("deno") ?? undefined;
+import { denoPath, describeDeno } from "./support/deno.ts";
+
 const indexPath = resolve(import.meta.dir, "../src/runtime/index.ts");
 
 // The script prints one JSON object with what each step observed.
@@ -51,11 +51,7 @@ console.log(JSON.stringify(results));
 let results: Record<string, unknown> = {};
 let directory: string;
 
-if (deno === undefined) {
-  test.skip("DenoRuntime (skipped: Deno is not installed)", () => {});
-} else {
-  describe("DenoRuntime", () => defineTests(deno));
-}
+describeDeno("DenoRuntime", () => defineTests(denoPath!));
 
 function defineTests(deno: string): void {
   beforeAll(async () => {
@@ -65,8 +61,14 @@ function defineTests(deno: string): void {
     await writeFile(script, probe);
     await writeFile(data, "hello");
 
-    const child = Bun.spawn([deno, "run", "--allow-all", script, data], {
-      env: { ...process.env, IMGLOAD_PROBE: "set", NO_COLOR: "1" },
+    const argv = [deno, "run", "--allow-all", "--cached-only", script, data];
+    const child = Bun.spawn(argv, {
+      env: {
+        ...process.env,
+        IMGLOAD_PROBE: "set",
+        NO_COLOR: "1",
+        DENO_NO_UPDATE_CHECK: "1",
+      },
       stdout: "pipe",
       stderr: "pipe",
     });

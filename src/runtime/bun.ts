@@ -6,6 +6,7 @@ import type { FileSink, Subprocess } from "bun";
 import type {
   ByteWriter,
   ChildProcess,
+  FetchOptions,
   OpenedFile,
   Runtime,
   SpawnOptions,
@@ -13,7 +14,8 @@ import type {
 
 /**
  * Implements {@linkcode Runtime} with Bun's own APIs: `Bun.spawn` for
- * processes, `Bun.file` for files and stdio, and `process` for signals.
+ * processes, `Bun.file` for files and stdio, `process` for signals, and
+ * `fetch` with Bun's extra options for HTTP.
  *
  * @example
  * ```ts
@@ -89,6 +91,25 @@ export class BunRuntime implements Runtime {
     return () => {
       process.off(signal, handler);
     };
+  }
+
+  /**
+   * Sends the request with Bun's `fetch`, which takes the proxy, the CA
+   * certificates and `decompress: false` as options of each request.
+   */
+  fetch(url: URL, options: FetchOptions): Promise<Response> {
+    const { proxy, ca } = options;
+    const direct = proxy === undefined;
+    return fetch(url, {
+      headers: options.headers,
+      redirect: options.redirect,
+      signal: options.signal,
+      decompress: false,
+      // Without an explicit value Bun applies its own reading of the
+      // proxy variables; `false` means a direct connection.
+      proxy: direct ? false : { url: proxy, respectNoProxy: false },
+      tls: ca === undefined ? undefined : { ca },
+    });
   }
 
   /** Reads `name` from `process.env`. */

@@ -1,6 +1,7 @@
 import type {
   ByteWriter,
   ChildProcess,
+  FetchOptions,
   OpenedFile,
   Runtime,
   SpawnOptions,
@@ -8,7 +9,8 @@ import type {
 
 /**
  * Implements {@linkcode Runtime} with Deno's APIs: `Deno.Command`,
- * `Deno.open`, `Deno.addSignalListener` and the `Deno.std*` streams. It
+ * `Deno.open`, `Deno.addSignalListener`, the `Deno.std*` streams and
+ * `fetch` with a `Deno.HttpClient` for the proxy and CA certificates. It
  * reaches `Deno` through `globalThis`, so Bun's bundler and type checker
  * accept this file without Deno's type declarations.
  *
@@ -22,6 +24,10 @@ import type {
  */
 export class DenoRuntime implements Runtime {
   readonly name = "deno" as const;
+
+  // One client per proxy and CA text, created on first use, because each
+  // client keeps its own pool of connections.
+  #httpClients = new Map<string, DenoHttpClient>();
 
   /**
    * Starts `argv` with piped stdio. Deno's errors carry the system code,
@@ -90,6 +96,31 @@ export class DenoRuntime implements Runtime {
     };
   }
 
+  /**
+   * Sends the request with Deno's `fetch` and an HttpClient for the proxy
+   * and CA certificates. A failure rejects with the underlying detail as
+   * the message and, where the detail names one, the system `code`.
+   */
+  async fetch(url: URL, options: FetchOptions): Promise<Response> {
+    // Deno 2.9 decodes gzip and br bodies unless the request's
+    // Accept-Encoding is identity, and has no option that turns that off.
+    const headers = new Headers(options.headers);
+    headers.set("accept-encoding", "identity");
+
+    const init: RequestInit & { client: DenoHttpClient } = {
+      headers,
+      redirect: options.redirect,
+      signal: options.signal,
+      client: this.#httpClient(options.proxy, options.ca),
+    };
+    try {
+      return await fetch(url, init);
+    } catch (error) {
+      if (options.signal?.aborted) throw error;
+      throw fetchError(error);
+    }
+  }
+
   /** Reads `name` with `Deno.env.get`. */
   env(name: string): string | undefined {
     return deno().env.get(name);
@@ -99,6 +130,110 @@ export class DenoRuntime implements Runtime {
   exit(code: number): never {
     return deno().exit(code);
   }
+
+  #httpClient(proxy?: string, ca?: string): DenoHttpClient {
+    const key = JSON.stringify([proxy ?? null, ca ?? null]);
+    let client = this.#httpClients.get(key);
+    if (client === undefined) {
+      const options: DenoHttpClientOptions = {};
+      if (ca !== undefined) options.caCerts = [ca];
+      if (proxy !== undefined) options.proxy = denoProxy(proxy);
+      client = withoutProxyVariables(() => deno().createHttpClient(options));
+      this.#httpClients.set(key, client);
+    }
+    return client;
+  }
+}
+
+const proxyVariables = [
+  "ALL_PROXY",
+  "all_proxy",
+  "HTTPS_PROXY",
+  "https_proxy",
+  "HTTP_PROXY",
+  "http_proxy",
+  "NO_PROXY",
+  "no_proxy",
+];
+
+/**
+ * Runs `create` with the proxy variables taken out of the environment, and
+ * puts them back afterwards. Deno 2.9 adds the proxies and the NO_PROXY
+ * list of these variables to every HttpClient, even to one with its own
+ * proxy, while the caller has already chosen the proxy for the URL.
+ * NOTE: the environment changes for the length of one synchronous call,
+ * so a Deno thread reading it meanwhile, such as a DNS lookup of another
+ * request, would miss the variables. imgload sends one request at a time.
+ */
+function withoutProxyVariables<T>(create: () => T): T {
+  const env = deno().env;
+  const saved = new Map<string, string>();
+  for (const name of proxyVariables) {
+    const value = env.get(name);
+    if (value === undefined) continue;
+    saved.set(name, value);
+    env.delete(name);
+  }
+
+  try {
+    return create();
+  } finally {
+    for (const [name, value] of saved) env.set(name, value);
+  }
+}
+
+// Moves credentials out of the proxy URL into `basicAuth`, because Deno
+// 2.9 rejects a proxy URL that has a user name but no password.
+function denoProxy(url: string): DenoProxy {
+  const parsed = new URL(url);
+  if (parsed.username === "" && parsed.password === "") return { url };
+
+  const basicAuth = {
+    username: decodeURIComponent(parsed.username),
+    password: decodeURIComponent(parsed.password),
+  };
+  parsed.username = "";
+  parsed.password = "";
+  return { url: parsed.href, basicAuth };
+}
+
+// The codes Bun gives for the same failures, found by the text of Deno's
+// detail. Bun names certificate problems with OpenSSL codes, but Deno's
+// rustls names them differently, so CERT_INVALID stands for all of them
+// and the reason stays in the message.
+// NOTE: only the certificate and refused-connection texts were checked,
+// with Deno 2.9.6; the others follow the wording of the OS and of hyper.
+const errorCodes: Array<[RegExp, string]> = [
+  [/invalid peer certificate/i, "CERT_INVALID"],
+  [/connection refused/i, "ECONNREFUSED"],
+  [/connection reset/i, "ECONNRESET"],
+  [/timed out/i, "ETIMEDOUT"],
+  [/dns error|failed to lookup address/i, "ENOTFOUND"],
+  [/no route to host/i, "EHOSTUNREACH"],
+  [/network is unreachable/i, "ENETUNREACH"],
+];
+
+/**
+ * Returns a TypeError whose message is the innermost detail of a rejection
+ * of Deno's `fetch`, with a `code` like Bun's when the detail shows one.
+ * Deno 2.9 rejects with the message "fetch failed" and keeps the detail,
+ * such as "tcp connect error: Connection refused (os error 111)", in
+ * `cause`, while imgload's retry and certificate checks read `code`.
+ */
+function fetchError(error: unknown): unknown {
+  if (!(error instanceof TypeError)) return error;
+
+  let detail = error.message;
+  for (let cause = error.cause; cause instanceof Error; cause = cause.cause) {
+    detail = cause.message;
+  }
+  // Drop "error sending request for url (URL): client error (Connect): ".
+  detail = detail.replace(/^error sending request .*?\): /, "");
+  detail = detail.replace(/^client error \(\w+\): /, "");
+
+  const code = errorCodes.find(([pattern]) => pattern.test(detail))?.[1];
+  const normalized = new TypeError(detail, { cause: error });
+  return code === undefined ? normalized : Object.assign(normalized, { code });
 }
 
 class DenoChildProcess implements ChildProcess {
@@ -189,6 +324,20 @@ interface DenoFile {
   close(): void;
 }
 
+interface DenoHttpClient {
+  close(): void;
+}
+
+interface DenoProxy {
+  url: string;
+  basicAuth?: { username: string; password: string };
+}
+
+interface DenoHttpClientOptions {
+  caCerts?: string[];
+  proxy?: DenoProxy;
+}
+
 interface DenoStdio {
   isTerminal(): boolean;
 }
@@ -210,7 +359,12 @@ interface DenoNamespace {
   stderr: DenoStdio;
   addSignalListener(signal: string, handler: () => void): void;
   removeSignalListener(signal: string, handler: () => void): void;
-  env: { get(name: string): string | undefined };
+  env: {
+    get(name: string): string | undefined;
+    set(name: string, value: string): void;
+    delete(name: string): void;
+  };
+  createHttpClient(options: DenoHttpClientOptions): DenoHttpClient;
   exit(code: number): never;
 }
 

@@ -5,6 +5,7 @@ import type { Runtime } from "./types.ts";
 export type {
   ByteWriter,
   ChildProcess,
+  FetchOptions,
   OpenedFile,
   Runtime,
   SpawnOptions,

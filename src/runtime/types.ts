@@ -27,11 +27,34 @@ export interface Runtime {
     handler: () => void,
   ): () => void;
 
+  /**
+   * Sends an HTTP request like `fetch`, with two differences that resuming
+   * downloads rely on. The body arrives as sent, never decoded by its
+   * Content-Encoding. The request goes through `options.proxy`, or without
+   * it straight to the server, and never through a proxy that the runtime
+   * reads from the environment.
+   */
+  fetch(url: URL, options: FetchOptions): Promise<Response>;
+
   /** Reads an environment variable. */
   env(name: string): string | undefined;
 
   /** Ends the process with `code`. */
   exit(code: number): never;
+}
+
+/** Options of `Runtime.fetch`. */
+export interface FetchOptions {
+  headers: Headers;
+  redirect?: RequestRedirect;
+  signal?: AbortSignal;
+  /** The proxy URL, such as `http://proxy:3128`; without it, direct. */
+  proxy?: string;
+  /**
+   * CA certificates in PEM to trust for https. Bun trusts only these,
+   * Deno trusts them in addition to its default roots.
+   */
+  ca?: string;
 }
 
 export interface SpawnOptions {

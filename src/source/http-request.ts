@@ -3,6 +3,7 @@ import { readFile } from "node:fs/promises";
 import { ImgloadError, SourceError, UsageError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { addSecret, addUrlSecrets, redactUrl } from "../redact.ts";
+import type { Runtime } from "../runtime/types.ts";
 import { basicAuthorization, credentialHeaders } from "./http-headers.ts";
 import { type EnvReader, proxyFor } from "./http-proxy.ts";
 import {
@@ -20,6 +21,8 @@ import {
 
 /** Options of `HttpRequester`. */
 export interface HttpRequesterOptions {
+  /** The runtime whose `fetch` sends the requests. */
+  runtime: Runtime;
   headers: Array<[string, string]>;
   env: EnvReader;
   caCertPath?: string;
@@ -49,6 +52,7 @@ export class HttpRequester {
   /** The URL, redacted for display. */
   readonly displayUrl: string;
 
+  #runtime: Runtime;
   #headers: Array<[string, string]>;
   #env: EnvReader;
   #caCertPath?: string;
@@ -62,6 +66,7 @@ export class HttpRequester {
    * values as secrets.
    */
   constructor(url: URL, options: HttpRequesterOptions) {
+    this.#runtime = options.runtime;
     this.#headers = [...options.headers];
     this.#env = options.env;
     this.#caCertPath = options.caCertPath;
@@ -137,16 +142,12 @@ export class HttpRequester {
     }, this.#timeoutMs);
 
     try {
-      return await fetch(url, {
+      return await this.#runtime.fetch(url, {
         headers,
         redirect: "manual",
-        decompress: false,
-        // Without an explicit value Bun applies its own reading of the
-        // proxy variables; `false` means a direct connection.
-        proxy:
-          proxy === undefined ? false : { url: proxy, respectNoProxy: false },
-        tls: ca === undefined ? undefined : { ca },
         signal: controller.signal,
+        proxy,
+        ca,
       });
     } catch (error) {
       throwIfAborted(this.#signal, this.displayUrl);

@@ -4,6 +4,8 @@ import process from "node:process";
 import { SourceError, UsageError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { addUrlSecrets, redactUrl } from "../redact.ts";
+import { getRuntime } from "../runtime/index.ts";
+import type { Runtime } from "../runtime/types.ts";
 import type { EnvReader } from "./http-proxy.ts";
 import { HttpRequester, throwIfAborted } from "./http-request.ts";
 import {
@@ -46,7 +48,10 @@ export interface HttpSourceOptions {
    * consumer waits for them, in ms (default 30000).
    */
   timeoutMs?: number;
-  /** A PEM file of CA certificates to trust instead of the default ones. */
+  /**
+   * A PEM file of CA certificates to trust. Bun trusts them instead of
+   * its default ones, Deno in addition to its default ones.
+   */
   caCertPath?: string;
   /** Aborts the download; the stream then errors with the signal's reason. */
   signal?: AbortSignal;
@@ -57,6 +62,8 @@ export interface HttpSourceOptions {
    * environment).
    */
   env?: EnvReader;
+  /** The runtime whose `fetch` sends the requests (default: the current). */
+  runtime?: Runtime;
 }
 
 /** A retry about to happen, as passed to `HttpSourceOptions.onRetry`. */
@@ -192,6 +199,7 @@ class Download {
     this.#timeoutMs = options.timeoutMs ?? defaults.timeoutMs;
     this.#signal = options.signal;
     this.#requester = new HttpRequester(url, {
+      runtime: options.runtime ?? getRuntime(),
       headers: options.headers ?? [],
       env,
       caCertPath: options.caCertPath ?? env("SSL_CERT_FILE"),

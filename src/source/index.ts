@@ -28,7 +28,7 @@ export async function openSource(
   options: SourceOptions,
 ): Promise<Source> {
   if (/^https?:\/\//i.test(spec)) {
-    const http = await openHttpSource(spec, options);
+    const http = await openHttpSource(spec, { ...options, runtime });
     return {
       stream: http.stream,
       size: http.size,
