@@ -1,12 +1,15 @@
+import { writeSync } from "node:fs";
 import process from "node:process";
-import { defineCommand, renderUsage, runCommand, type ArgsDef } from "citty";
+import { defineCommand, runCommand, type ArgsDef } from "citty";
 import pkg from "../package.json" with { type: "json" };
 import {
+  EngineError,
   ExitCode,
   ImgloadError,
   InterruptedError,
   UsageError,
 } from "./errors.ts";
+import { renderLoadHelp, renderMainHelp } from "./_help.ts";
 import { loadImage } from "./load.ts";
 import { logger, logLevel } from "./log.ts";
 import { addSecret, redact } from "./redact.ts";
@@ -32,7 +35,7 @@ const loadArgs = {
   source: {
     type: "positional",
     required: true,
-    valueHint: "url|file|-",
+    valueHint: "SOURCE",
     description: "Image archive: an http(s) URL, a file path, or - for stdin",
   },
   name: {
@@ -89,6 +92,7 @@ const loadArgs = {
   },
   "zstd-decoder": {
     type: "enum",
+    valueHint: "auto|native|wasm",
     options: ["auto", "native", "wasm"],
     default: "auto",
     description:
@@ -109,24 +113,6 @@ const loadArgs = {
   },
 } as const satisfies ArgsDef;
 
-const loadCommand = defineCommand({
-  meta: {
-    name: "load",
-    description:
-      "Stream an image archive (zstd, gzip or tar) into docker load, renamed to NAME[:TAG]",
-  },
-  args: loadArgs,
-});
-
-const mainCommand = defineCommand({
-  meta: {
-    name: "imgload",
-    version: pkg.version,
-    description: "Load container image archives from URLs into Docker",
-  },
-  subCommands: { load: loadCommand },
-});
-
 /**
  * Runs the imgload command line and returns the exit code. All output
  * goes through `logger` (stderr) and the result writer (stdout).
@@ -138,7 +124,7 @@ export async function runCli(
   const [command, ...rest] = argv;
 
   if (command === undefined || command === "--help" || command === "-h") {
-    writeHelp(runtime, await renderUsage(mainCommand));
+    process.stdout.write(renderMainHelp(pkg.version, exitCodeHelp));
     return command === undefined ? ExitCode.usage : ExitCode.ok;
   }
   if (command === "--version" || command === "-v") {
@@ -146,17 +132,14 @@ export async function runCli(
     return ExitCode.ok;
   }
   if (command !== "load") {
-    logger.error(
-      `Unknown command "${command}". Run imgload --help for the commands`,
-    );
+    const hint = command.startsWith("-")
+      ? "Run imgload --help for the commands"
+      : `To load it, run: imgload load ${redact(command)} ...`;
+    logger.error(`Unknown command "${redact(command)}". ${hint}`);
     return ExitCode.usage;
   }
   if (rest.includes("--help") || rest.includes("-h")) {
-    const usage = await renderUsage(
-      loadCommand,
-      mainCommand as unknown as typeof loadCommand,
-    );
-    writeHelp(runtime, usage);
+    process.stdout.write(renderLoadHelp(pkg.version, loadArgs, exitCodeHelp));
     return ExitCode.ok;
   }
 
@@ -192,7 +175,6 @@ async function runLoad(rawArgs: string[], runtime: Runtime): Promise<number> {
 
   try {
     const args = await parseLoadArgs(rawArgs);
-    resultToStderr = args.output === "-";
     if (args.output === "-" && args.json) {
       throw new UsageError("--json cannot be combined with --output -", {
         hint: "Both write to stdout; use --output FILE with --json",
@@ -203,6 +185,7 @@ async function runLoad(rawArgs: string[], runtime: Runtime): Promise<number> {
         hint: "Redirect stdout to a file or pipe, or use --output FILE",
       });
     }
+    resultToStderr = args.output === "-";
 
     const result = await loadImage(
       {
@@ -221,20 +204,28 @@ async function runLoad(rawArgs: string[], runtime: Runtime): Promise<number> {
       },
       runtime,
     );
-    writeResult(formatResult(result, json), resultToStderr);
+    for (const { reference, oldId } of result.displaced) {
+      logger.info(`${reference} previously named image ${oldId}`);
+    }
+    // With --output - the result goes to stderr, which --quiet silences.
+    if (!(quiet && resultToStderr)) {
+      writeResult(formatResult(result, json), resultToStderr);
+    }
     return ExitCode.ok;
   } catch (error) {
     const failure = describeFailure(error, debug);
     logger.error(failure.line);
     if (json) {
-      writeResult(
-        `${JSON.stringify({
-          ok: false,
-          exitCode: failure.exitCode,
-          error: { kind: failure.kind, message: redact(failure.line) },
-        })}\n`,
-        resultToStderr,
-      );
+      const failureJson = JSON.stringify({
+        ok: false,
+        exitCode: failure.exitCode,
+        error: { kind: failure.kind, message: redact(failure.line) },
+      });
+      try {
+        writeResult(`${failureJson}\n`, resultToStderr);
+      } catch {
+        // The error line on stderr already reports the failure.
+      }
     }
     return failure.exitCode;
   } finally {
@@ -288,6 +279,17 @@ async function parseLoadArgs(rawArgs: string[]): Promise<ParsedLoadArgs> {
       `Too many arguments: ${positionals.slice(2).join(" ")}`,
       { hint: "Usage: imgload load <url|file|-> [NAME[:TAG]]" },
     );
+  }
+
+  if (parsed.source === "") {
+    throw new UsageError("The source is empty", {
+      hint: "Give an http(s) URL, a file path, or - for stdin",
+    });
+  }
+  if (parsed.output === "") {
+    throw new UsageError("The --output path is empty", {
+      hint: "Give a file path, or - for stdout",
+    });
   }
 
   const headers = await parseHeaderArgs(headerValues);
@@ -382,6 +384,9 @@ function parseCount(flag: string, value: string): number {
   return Number(value);
 }
 
+// Timers take at most 2^31 - 1 ms, about 24.8 days.
+const maxSeconds = Math.floor((2 ** 31 - 1) / 1000);
+
 function parseSeconds(flag: string, value: string, allowZero: boolean): number {
   const seconds = Number(value);
   const valid =
@@ -394,12 +399,13 @@ function parseSeconds(flag: string, value: string, allowZero: boolean): number {
       { hint: `Give seconds as a number, such as ${flag} 30` },
     );
   }
+  if (seconds > maxSeconds) {
+    throw new UsageError(
+      `Invalid ${flag} value "${value}": more than ${maxSeconds} seconds`,
+      { hint: `Give at most ${maxSeconds} seconds` },
+    );
+  }
   return seconds;
-}
-
-function writeHelp(runtime: Runtime, usage: string): void {
-  const text = `${usage}\n${exitCodeHelp}\n`;
-  process.stdout.write(runtime.isTerminal(1) ? text : stripAnsi(text));
 }
 
 function stripAnsi(text: string): string {
@@ -430,9 +436,20 @@ export function formatResult(result: LoadResult, json: boolean): string {
     .join("");
 }
 
+/**
+ * Writes the result synchronously, so a result that cannot be written
+ * (stdout closed, a full disk) fails the command instead of vanishing.
+ */
 function writeResult(text: string, toStderr: boolean): void {
-  const stream = toStderr ? process.stderr : process.stdout;
-  stream.write(redact(text));
+  try {
+    writeSync(toStderr ? 2 : 1, redact(text));
+  } catch (error) {
+    const code = (error as { code?: string }).code ?? String(error);
+    throw new EngineError(
+      `Cannot write the result to ${toStderr ? "stderr" : "stdout"} (${code})`,
+      { hint: "The load itself finished; check where the output goes", cause: error },
+    );
+  }
 }
 
 interface Failure {

@@ -109,8 +109,10 @@ export function parseReference(input: string): ImageReference {
 
 /**
  * Splits a repository name into its registry domain and path the way
- * Docker does: the first component is a domain when it contains `.` or
- * `:`, is `localhost`, or has an uppercase letter.
+ * Docker Engine 20.10 does: the first component is a domain when it
+ * contains `.` or `:` or is `localhost`. Newer reference parsers also
+ * treat a component with capitals as a domain, but Engine 20.10 rejects
+ * `MyHost/tool`, so such names are rejected here as uppercase paths.
  */
 function splitDomain(name: string): { domain?: string; path: string } {
   const slash = name.indexOf("/");
@@ -119,10 +121,7 @@ function splitDomain(name: string): { domain?: string; path: string } {
   }
   const first = name.slice(0, slash);
   const isDomain =
-    first.includes(".") ||
-    first.includes(":") ||
-    first === "localhost" ||
-    first !== first.toLowerCase();
+    first.includes(".") || first.includes(":") || first === "localhost";
   if (!isDomain) {
     return { path: name };
   }

@@ -221,6 +221,7 @@ describeDocker("bad input loads nothing", () => {
     "Foo:bar",
     "a@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
     "x:",
+    "MyHost/team/tool:v1",
     `tool:${"a".repeat(129)}`,
   ]) {
     test(`invalid name ${invalid.slice(0, 16)} downloads nothing`, async () => {

@@ -1,5 +1,12 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import {
+  lstat,
+  mkdtemp,
+  readFile,
+  rm,
+  symlink,
+  writeFile,
+} from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
@@ -77,7 +84,9 @@ describe("imgload command line", () => {
       expect(run.stdout).toContain(flag);
     }
     expect(run.stdout).toContain("Exit codes:");
-    expect(run.stdout).toContain("(Default: 8)");
+    expect(run.stdout).toContain("(default: 8)");
+    const longest = Math.max(...run.stdout.split("\n").map((line) => line.length));
+    expect(longest).toBeLessThanOrEqual(80);
   });
 
   test("unknown option is a usage error", async () => {
@@ -108,8 +117,29 @@ describe("imgload command line", () => {
     const run = await runImgload(["load", "x.tar", "--output", "-", "--json"]);
     expect(run.exitCode).toBe(2);
     expect(run.stderr).toContain("--json cannot be combined with --output -");
-    const result = JSON.parse(run.stdout.trim() || "{}");
-    expect(result).toEqual({});
+    const result = JSON.parse(run.stdout);
+    expect(result.ok).toBe(false);
+    expect(result.exitCode).toBe(2);
+  });
+
+  const usageErrors: Array<[string, string[], string]> = [
+    ["huge --timeout", ["load", "x.tar", "--timeout", "3000000"], "more than 2147483 seconds"],
+    ["empty --output", ["load", "x.tar", "-o", ""], "The --output path is empty"],
+    ["empty source", ["load", ""], "The source is empty"],
+    ["missing load command", ["http://127.0.0.1:9/x.tar.zst"], "imgload load http://127.0.0.1:9/x.tar.zst"],
+  ];
+  for (const [label, args, message] of usageErrors) {
+    test(`${label} is a usage error`, async () => {
+      const run = await runImgload(args);
+      expect(run.exitCode).toBe(2);
+      expect(run.stderr).toContain(message);
+    });
+  }
+
+  test("a character device source is empty input", async () => {
+    const run = await runImgload(["load", "/dev/null", "-o", "/dev/null"]);
+    expect(run.exitCode).toBe(4);
+    expect(run.stderr).toContain("The input is empty");
   });
 
   test("errors print one line without a stack", async () => {
@@ -188,6 +218,49 @@ describe("--output", () => {
     expect(code).toBe(0);
     expect(sha256Hex(stdout)).toBe(sha256Hex(fixture.tar));
     expect(stderr).toContain("Wrote fixture/app:v1");
+  });
+
+  test("- with --quiet prints nothing on stderr", async () => {
+    const url = server.serve("/quiet.tar.zst", fixtureZst);
+    const child = Bun.spawn([binaryPath, "load", url, "-o", "-", "-q"], {
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const [stdout, stderr, code] = await Promise.all([
+      new Response(child.stdout).bytes(),
+      new Response(child.stderr).text(),
+      child.exited,
+    ]);
+    expect(code).toBe(0);
+    expect(stderr).toBe("");
+    expect(stdout.length).toBe(fixture.tar.length);
+  });
+
+  test("an unwritable result fails", async () => {
+    const url = server.serve("/full.tar.zst", fixtureZst);
+    const child = Bun.spawn(
+      ["sh", "-c", `"$0" load "$1" -o /dev/null --json > /dev/full`, binaryPath, url],
+      { stdout: "pipe", stderr: "pipe" },
+    );
+    const [stderr, code] = await Promise.all([
+      new Response(child.stderr).text(),
+      child.exited,
+    ]);
+    expect(code).toBe(5);
+    expect(stderr).toContain("Cannot write the result to stdout (ENOSPC)");
+  });
+
+  test("writes through a symbolic link", async () => {
+    const target = join(workDir, "link-target.tar");
+    const link = join(workDir, "link.tar");
+    await writeFile(target, "old");
+    await symlink(target, link);
+    const url = server.serve("/link.tar.zst", fixtureZst);
+    const run = await runImgload(["load", url, "-o", link, "-q"]);
+    expect(run.exitCode).toBe(0);
+    expect((await lstat(link)).isSymbolicLink()).toBe(true);
+    const written = new Uint8Array(await readFile(target));
+    expect(sha256Hex(written)).toBe(sha256Hex(fixture.tar));
   });
 
   test("leaves no file when the load fails", async () => {

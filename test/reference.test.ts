@@ -36,6 +36,8 @@ describe("parseReference", () => {
   const invalid: Array<[string, RegExp]> = [
     ["Foo:bar", /must be lowercase/],
     ["team/Tool:v1", /must be lowercase/],
+    ["MyHost/team/tool:v1", /must be lowercase/],
+    ["LOCALHOST/team/tool", /must be lowercase/],
     ["a@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", /digests/],
     ["x:", /tag after ':' is empty/],
     [`tool:${"a".repeat(129)}`, /tag .* 1 to 128/],

@@ -1,4 +1,9 @@
-import { access, constants as fsConstants, stat } from "node:fs/promises";
+import {
+  access,
+  constants as fsConstants,
+  open,
+  stat,
+} from "node:fs/promises";
 import { constants as osConstants } from "node:os";
 import { isatty } from "node:tty";
 import type { FileSink, Subprocess } from "bun";
@@ -56,6 +61,11 @@ export class BunRuntime implements Runtime {
     // permission would otherwise surface only as a stream error.
     await access(path, fsConstants.R_OK);
 
+    // Bun.file streams a character or block device through epoll, which
+    // rejects them (EPERM), so those are read with plain reads instead.
+    if (info.isCharacterDevice() || info.isBlockDevice()) {
+      return { stream: await readDevice(path) };
+    }
     return {
       size: info.isFile() ? info.size : undefined,
       stream: Bun.file(path).stream(),
@@ -209,4 +219,26 @@ function exitStatus(process: BunSubprocess): number {
   }
   const number = signal ? osConstants.signals[signal] : undefined;
   return 128 + (number ?? 0);
+}
+
+const deviceReadSize = 1024 * 1024;
+
+/** Streams a device such as /dev/null or /dev/zero with blocking reads. */
+async function readDevice(path: string): Promise<ReadableStream<Uint8Array>> {
+  const handle = await open(path, "r");
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const buffer = new Uint8Array(deviceReadSize);
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
+      if (bytesRead === 0) {
+        await handle.close();
+        controller.close();
+        return;
+      }
+      controller.enqueue(buffer.subarray(0, bytesRead));
+    },
+    async cancel() {
+      await handle.close();
+    },
+  });
 }

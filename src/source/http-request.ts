@@ -5,6 +5,7 @@ import { logger } from "../log.ts";
 import { addSecret, addUrlSecrets, redactUrl } from "../redact.ts";
 import type { Runtime } from "../runtime/types.ts";
 import { basicAuthorization, credentialHeaders } from "./http-headers.ts";
+import pkg from "../../package.json" with { type: "json" };
 import { type EnvReader, proxyFor } from "./http-proxy.ts";
 import {
   describeNetworkError,
@@ -18,6 +19,8 @@ import {
   RetryableFailure,
   StallTimeout,
 } from "./retry.ts";
+
+const userAgent = `imgload/${pkg.version}`;
 
 /** Options of `HttpRequester`. */
 export interface HttpRequesterOptions {
@@ -168,7 +171,12 @@ export class HttpRequester {
           },
         );
       }
-      throw new RetryableFailure(describeNetworkError(error), undefined, error);
+      // A refused or reset connection may be the proxy's, not the server's.
+      throw new RetryableFailure(
+        `${describeNetworkError(error)}${via}`,
+        undefined,
+        error,
+      );
     } finally {
       clearTimeout(timer);
     }
@@ -183,6 +191,8 @@ export class HttpRequester {
       headers.append(name, value);
     }
 
+    if (!headers.has("user-agent")) headers.set("user-agent", userAgent);
+
     // Offsets and digests refer to the file's bytes, never to an encoding.
     headers.set("accept-encoding", "identity");
     if (range !== undefined) {
@@ -196,16 +206,29 @@ export class HttpRequester {
     const path = this.#caCertPath;
     if (path === undefined || path === "") return Promise.resolve(undefined);
 
-    this.#ca ??= readFile(path, "utf8").catch((error: unknown) => {
-      const code = (error as { code?: string }).code ?? "unknown error";
-      throw new UsageError(
-        `Failed to read CA certificate file ${path} (${code})`,
-        {
-          hint: "Check the path given with --cacert or SSL_CERT_FILE",
-          cause: error,
-        },
-      );
-    });
+    this.#ca ??= readFile(path, "utf8").then(
+      (pem) => {
+        if (!pem.includes("-----BEGIN CERTIFICATE-----")) {
+          throw new UsageError(
+            `CA certificate file ${path} contains no PEM certificate`,
+            {
+              hint: "Give a file with -----BEGIN CERTIFICATE----- blocks to --cacert or SSL_CERT_FILE",
+            },
+          );
+        }
+        return pem;
+      },
+      (error: unknown) => {
+        const code = (error as { code?: string }).code ?? "unknown error";
+        throw new UsageError(
+          `Failed to read CA certificate file ${path} (${code})`,
+          {
+            hint: "Check the path given with --cacert or SSL_CERT_FILE",
+            cause: error,
+          },
+        );
+      },
+    );
     return this.#ca;
   }
 }

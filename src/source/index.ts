@@ -58,11 +58,43 @@ export async function openSource(
 }
 
 async function openFileSource(runtime: Runtime, path: string): Promise<Source> {
+  let file;
   try {
-    const file = await runtime.openFile(path);
-    return { stream: file.stream, size: file.size, display: path, kind: "file" };
+    file = await runtime.openFile(path);
   } catch (error) {
     throw fileError(path, error);
+  }
+
+  const stream =
+    file.size === undefined
+      ? file.stream
+      : file.stream.pipeThrough(new LengthCheckStream(path, file.size));
+  return { stream, size: file.size, display: path, kind: "file" };
+}
+
+/**
+ * Errors the stream when a regular file ends at another length than it
+ * had when it was opened, because it changed while being read. Passing the
+ * error on before the end keeps the decoder from reporting it as a
+ * damaged archive.
+ */
+class LengthCheckStream extends TransformStream<Uint8Array, Uint8Array> {
+  constructor(path: string, expected: number) {
+    let bytes = 0;
+    super({
+      transform(chunk, controller) {
+        bytes += chunk.length;
+        controller.enqueue(chunk);
+      },
+      flush() {
+        if (bytes !== expected) {
+          throw new SourceError(
+            `${path} changed while it was read: ${bytes} bytes instead of ${expected}`,
+            { hint: "Wait until the file is complete, then run the load again" },
+          );
+        }
+      },
+    });
   }
 }
 
