@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createHash } from "node:crypto";
+import { seededRandom, sha256Hex } from "./support/bytes.ts";
 import { ensureBinary, runImgload } from "./support/cli.ts";
 import { createTestCertificates, type TestCertificates } from "./support/certs.ts";
 import { describeDocker, inspect } from "./support/docker.ts";
@@ -43,10 +43,6 @@ async function start(
   const server = await FaultServer.start({ handler, ...options });
   servers.push(server);
   return server;
-}
-
-function sha256Hex(bytes: Uint8Array): string {
-  return createHash("sha256").update(bytes).digest("hex");
 }
 
 const fast = ["--retry-delay", "0.01"];
@@ -276,18 +272,6 @@ describe("https", () => {
     }
   });
 });
-
-/** A small seeded generator (mulberry32), so cut offsets repeat per seed. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describeDocker("200 MB archive over a flaky link", () => {
   let big: Uint8Array;

@@ -9,7 +9,7 @@ import {
 } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createHash } from "node:crypto";
+import { sha256Hex } from "./support/bytes.ts";
 import {
   ArchiveServer,
   binaryPath,
@@ -52,10 +52,6 @@ function freshName(label: string): string {
   counter++;
   const suffix = `${process.pid}-${counter}`;
   return `localhost:5000/imgload-test/${label}:t${suffix}`;
-}
-
-function sha256Hex(bytes: Uint8Array): string {
-  return createHash("sha256").update(bytes).digest("hex");
 }
 
 describe("imgload command line", () => {
