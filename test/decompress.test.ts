@@ -210,6 +210,20 @@ describe("createDecompressStream rejects", () => {
     }
   });
 
+  test("corrupt zstd, native decoder", async () => {
+    const corrupt = flipByte(zstdTar, zstdTar.length >> 1);
+    const { error } = await decompress(corrupt, { zstdDecoder: "auto" });
+    expect(error).toBeInstanceOf(ArchiveError);
+    expect((error as Error).message).toContain("corrupt");
+  });
+
+  test("corrupt gzip", async () => {
+    const corrupt = flipByte(gzipTar, gzipTar.length >> 1);
+    const { error } = await decompress(corrupt, { chunkSize: 7 * 1024 });
+    expect(error).toBeInstanceOf(ArchiveError);
+    expect((error as Error).message).toContain("corrupt");
+  });
+
   test("error aborts downstream", async () => {
     const aborted = Promise.withResolvers<unknown>();
     const canceled = Promise.withResolvers<unknown>();

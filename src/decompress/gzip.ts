@@ -5,6 +5,7 @@
 import { ArchiveError } from "../errors.ts";
 import {
   createRuntimeDecompressionStream,
+  type TranslatedDecoder,
   TranslatingStream,
 } from "./translating-stream.ts";
 
@@ -21,11 +22,21 @@ export function createGzipDecompressStream(): TransformStream<
   Uint8Array,
   Uint8Array
 > {
+  const { stream, hooks } = createGzipDecoder();
+  return new TranslatingStream(stream, hooks);
+}
+
+/**
+ * Creates the runtime's gzip decoder and the hook that translates its
+ * errors as `createGzipDecompressStream` does.
+ */
+export function createGzipDecoder(): TranslatedDecoder {
   // TODO: Deno's gzip DecompressionStream is untested here, for multiple
   // members and for its error messages.
-  return new TranslatingStream(createRuntimeDecompressionStream("gzip"), {
-    translate: translateGzipError,
-  });
+  return {
+    stream: createRuntimeDecompressionStream("gzip"),
+    hooks: { translate: translateGzipError },
+  };
 }
 
 /**

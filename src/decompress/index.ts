@@ -2,11 +2,18 @@
  * The decompression stage: sniffs the format of the input and routes it
  * through a zstd or gzip decoder, or passes a plain tar through.
  */
-import { ArchiveError, SourceError, UsageError } from "../errors.ts";
-import { detectFormat, detectHeadSize, type DetectedFormat } from "./detect.ts";
-import { createGzipDecompressStream } from "./gzip.ts";
 import {
-  createNativeZstdStream,
+  ArchiveError,
+  ImgloadError,
+  SourceError,
+  UsageError,
+} from "../errors.ts";
+import { GarbageCollectionPacer } from "../runtime/memory.ts";
+import { detectFormat, detectHeadSize, type DetectedFormat } from "./detect.ts";
+import { createGzipDecoder } from "./gzip.ts";
+import type { TranslatingStreamOptions } from "./translating-stream.ts";
+import {
+  createNativeZstdDecoder,
   isNativeZstdAvailable,
 } from "./zstd-native.ts";
 import { ZstdDecompressionStream } from "./zstd-wasm.ts";
@@ -67,6 +74,10 @@ class DecompressStream implements TransformStream<Uint8Array, Uint8Array> {
   #headLength = 0;
   #writer?: WritableStreamDefaultWriter<Uint8Array>;
   #reader?: ReadableStreamDefaultReader<Uint8Array>;
+  #hooks?: TranslatingStreamOptions;
+  // Each decoded chunk is a new buffer, so the output rate paces the
+  // collections.
+  #pacer = new GarbageCollectionPacer();
   #decoderReady: Promise<void>;
   #resolveDecoder!: () => void;
   #rejectDecoder!: (reason: unknown) => void;
@@ -124,7 +135,11 @@ class DecompressStream implements TransformStream<Uint8Array, Uint8Array> {
       }
       await this.#startDecoder();
     }
-    await this.#writer!.close().catch((error) => this.#throw(error));
+    try {
+      await this.#writer!.close();
+    } catch (error) {
+      this.#throwTranslated(error);
+    }
   }
 
   // Picks the decoder for the held-back head, then replays the head into
@@ -137,9 +152,14 @@ class DecompressStream implements TransformStream<Uint8Array, Uint8Array> {
       const headBytes = concatHead(head, detectHeadSize);
       const detected = detectFormat(headBytes);
       const zstdDecoder = this.#options.zstdDecoder;
-      const { stream, info } = createDecoder(detected, headBytes, zstdDecoder);
+      const { stream, hooks, info } = createDecoder(
+        detected,
+        headBytes,
+        zstdDecoder,
+      );
       this.#writer = stream.writable.getWriter();
       this.#reader = stream.readable.getReader();
+      this.#hooks = hooks;
       this.#resolveDecoder();
       this.#options.onDetect?.(info);
     } catch (error) {
@@ -149,17 +169,36 @@ class DecompressStream implements TransformStream<Uint8Array, Uint8Array> {
     for (const chunk of head) await this.#forward(chunk);
   }
 
+  // The decoder's writer and reader are driven here directly, with its
+  // errors translated here too, because a wrapping stream would add two
+  // promise hops per chunk.
   async #forward(chunk: Uint8Array): Promise<void> {
-    await this.#writer!.write(chunk).catch((error) => this.#throw(error));
+    this.#hooks?.observe?.(chunk);
+    try {
+      await this.#writer!.write(chunk);
+    } catch (error) {
+      this.#throwTranslated(error);
+    }
   }
 
   async #pull(
     controller: ReadableStreamDefaultController<Uint8Array>,
   ): Promise<void> {
-    await this.#decoderReady;
-    const result = await this.#reader!.read().catch((e) => this.#throw(e));
-    if (result.done) controller.close();
-    else controller.enqueue(result.value);
+    if (this.#reader === undefined) await this.#decoderReady;
+    let result: Awaited<
+      ReturnType<ReadableStreamDefaultReader<Uint8Array>["read"]>
+    >;
+    try {
+      result = await this.#reader!.read();
+    } catch (error) {
+      this.#throwTranslated(error);
+    }
+    if (result.done) {
+      controller.close();
+      return;
+    }
+    this.#pacer.count(result.value.length);
+    controller.enqueue(result.value);
   }
 
   async #abort(reason: unknown): Promise<void> {
@@ -178,6 +217,17 @@ class DecompressStream implements TransformStream<Uint8Array, Uint8Array> {
     throw this.#failure;
   }
 
+  // Like #throw for an error of the decoder, which becomes imgload's
+  // error unless it already is one or a failure was recorded first.
+  #throwTranslated(error: unknown): never {
+    if (!this.#failed) {
+      const translate = this.#hooks?.translate;
+      const own = error instanceof ImgloadError || translate === undefined;
+      this.#fail(own ? error : translate(error));
+    }
+    throw this.#failure;
+  }
+
   #fail(reason: unknown): void {
     if (this.#failed) return;
     this.#failed = true;
@@ -191,6 +241,8 @@ class DecompressStream implements TransformStream<Uint8Array, Uint8Array> {
 
 interface Decoder {
   readonly stream: ReadableWritablePair<Uint8Array, Uint8Array>;
+  /** Translates the errors of a runtime decoder; absent for the others. */
+  readonly hooks?: TranslatingStreamOptions;
   readonly info: DetectInfo;
 }
 
@@ -205,10 +257,7 @@ function createDecoder(
     case "zstd":
       return createZstdDecoder(zstdDecoder);
     case "gzip":
-      return {
-        stream: createGzipDecompressStream(),
-        info: { format: "gzip" },
-      };
+      return { ...createGzipDecoder(), info: { format: "gzip" } };
     case "tar":
       return {
         stream: new TransformStream<Uint8Array, Uint8Array>(),
@@ -241,7 +290,7 @@ function createZstdDecoder(choice: ZstdDecoderChoice): Decoder {
   }
   if (native) {
     return {
-      stream: createNativeZstdStream(),
+      ...createNativeZstdDecoder(),
       info: { format: "zstd", decoder: "native" },
     };
   }

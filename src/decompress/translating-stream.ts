@@ -15,6 +15,16 @@ export function createRuntimeDecompressionStream(
   return stream as unknown as ReadableWritablePair<Uint8Array, Uint8Array>;
 }
 
+/**
+ * A runtime decoder with the hooks that translate its errors, for callers
+ * that drive the decoder's writer and reader themselves instead of
+ * adding a `TranslatingStream` hop per chunk.
+ */
+export interface TranslatedDecoder {
+  readonly stream: ReadableWritablePair<Uint8Array, Uint8Array>;
+  readonly hooks: TranslatingStreamOptions;
+}
+
 /** Options of `TranslatingStream`. */
 export interface TranslatingStreamOptions {
   /** Maps an error of the inner stream to the error that both sides get. */

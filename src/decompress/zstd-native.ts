@@ -12,6 +12,7 @@ import {
 } from "./zstd-errors.ts";
 import {
   createRuntimeDecompressionStream,
+  type TranslatedDecoder,
   TranslatingStream,
 } from "./translating-stream.ts";
 
@@ -40,20 +41,33 @@ export function createNativeZstdStream(): TransformStream<
   Uint8Array,
   Uint8Array
 > {
+  const { stream, hooks } = createNativeZstdDecoder();
+  return new TranslatingStream(stream, hooks);
+}
+
+/**
+ * Creates the runtime's zstd decoder and the hooks that translate its
+ * errors as `createNativeZstdStream` does. Throws if the runtime lacks
+ * zstd.
+ */
+export function createNativeZstdDecoder(): TranslatedDecoder {
   const head = new Uint8Array(headCapacity);
   let headLength = 0;
 
-  return new TranslatingStream(createRuntimeDecompressionStream("zstd"), {
-    observe(chunk) {
-      if (headLength === headCapacity) return;
-      const count = Math.min(chunk.length, headCapacity - headLength);
-      head.set(chunk.subarray(0, count), headLength);
-      headLength += count;
+  return {
+    stream: createRuntimeDecompressionStream("zstd"),
+    hooks: {
+      observe(chunk) {
+        if (headLength === headCapacity) return;
+        const count = Math.min(chunk.length, headCapacity - headLength);
+        head.set(chunk.subarray(0, count), headLength);
+        headLength += count;
+      },
+      translate(error) {
+        return translateNativeZstdError(error, head.subarray(0, headLength));
+      },
     },
-    translate(error) {
-      return translateNativeZstdError(error, head.subarray(0, headLength));
-    },
-  });
+  };
 }
 
 /**
