@@ -60,8 +60,8 @@ const archiveReference = "imgload-bench/app:v1";
 const loadName = "imgload-bench/renamed:v2";
 const scalingSizes = [200, 3072];
 const startupRuns = 20;
-// A zstd archive of this generator is about half its contents; the rest
-// is headroom for the temporary file and the daemon's copies.
+// A zstd archive of this generator is about half the size of its
+// contents. The extra 5% is headroom for the temporary file.
 const compressedShare = 0.55;
 const markerStart = "<!-- bench:start -->";
 const markerEnd = "<!-- bench:end -->";
@@ -163,12 +163,12 @@ function parseOptions(argv: string[]): Options {
 async function checkPrerequisites(options: Options): Promise<void> {
   for (const tool of ["curl", "zstd", "python3", "bash"]) {
     if (Bun.which(tool) === null) {
-      throw new Error(`${tool} is not installed; the benchmark runs it`);
+      throw new Error(`${tool} not found: install it to run the benchmark`);
     }
   }
   await PipelineRunner.checkGnuTime();
   if (!existsSync(imgload)) {
-    throw new Error(`${imgload} does not exist; run npm run build first`);
+    throw new Error(`${imgload} not found: run npm run build first`);
   }
 
   // Check the disk before generating gigabytes.
@@ -715,7 +715,7 @@ function formatStartup(startup: Startup): string {
 }
 
 // Judges wall-time targets by the paired ratio, which is steadier on a
-// shared machine than the ratio of the medians; the report shows both.
+// shared machine than the ratio of the medians. The report shows both.
 function checkTargets(input: ReportInput): TargetCheck[] {
   const byId = new Map(input.rows.map((row) => [row.id, summarize(row)]));
   const rowsById = new Map(input.rows.map((row) => [row.id, row]));
