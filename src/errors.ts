@@ -4,7 +4,7 @@
  */
 export const ExitCode = {
   ok: 0,
-  /** A bug in imgload; the message asks for a report with `--debug` output. */
+  /** A bug in imgload. The message requests a report with `--debug` output. */
   internal: 1,
   /** Invalid arguments, an invalid reference, or a name for a multi-image archive. */
   usage: 2,
@@ -37,7 +37,7 @@ export interface ImgloadErrorOptions {
 
 /**
  * An expected failure with a one-line message for the user. The message
- * says what failed and on which value, and `hint` says what to do next.
+ * names what failed and on which value, and `hint` gives the next step.
  * Anything thrown that is not an ImgloadError is a bug (exit code 1).
  */
 export class ImgloadError extends Error {

@@ -2,8 +2,8 @@
 import process from "node:process";
 import pkg from "../package.json" with { type: "json" };
 
-// `--version` answers before the rest of imgload is loaded, so it starts
-// in a few milliseconds.
+// `--version` prints before the rest of imgload is loaded, so it starts
+// without loading the pipeline's modules.
 const argv = process.argv.slice(2);
 if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-v")) {
   process.stdout.write(`${pkg.version}\n`);

@@ -10,7 +10,7 @@ export interface LoadOptions {
   name?: string;
   /** Write the rewritten, uncompressed tar to this path (`-` for stdout) instead of loading it. */
   output?: string;
-  /** Which zstd decoder to use. Default `auto`: native where the runtime has one. */
+  /** The zstd decoder. Default `auto`: native where the runtime has one. */
   zstdDecoder?: ZstdDecoderChoice;
   /** Expected SHA-256 of the downloaded (compressed) bytes, 64 hex digits. */
   sha256?: string;
@@ -40,7 +40,7 @@ export interface LoadedImage {
   id?: string;
 }
 
-/** What a load did, as printed by the CLI. */
+/** The outcome of a load, as printed by the CLI. */
 export interface LoadResult {
   /** The source as shown to users, secrets redacted. */
   source: string;

@@ -37,7 +37,7 @@ afterAll(async () => {
   await rm(workDir, { recursive: true, force: true });
 });
 
-/** An archive whose image is new to the daemon, so a load would show. */
+/** Builds an archive whose image is new to the daemon, so a load would show. */
 async function freshArchive(layerSize = 4096): Promise<Uint8Array> {
   seed++;
   const archive = await buildImageArchive({

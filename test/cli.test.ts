@@ -47,7 +47,7 @@ afterAll(async () => {
 
 let counter = 0;
 
-/** A name no other test uses, so each load is visible on its own. */
+/** Returns a name no other test uses, so each load is visible on its own. */
 function freshName(label: string): string {
   counter++;
   const suffix = `${process.pid}-${counter}`;
