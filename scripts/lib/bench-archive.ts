@@ -9,6 +9,8 @@ import { rename, rm } from "node:fs/promises";
 
 import { createTarPacker, type TarHeader } from "modern-tar";
 
+import { addTarMember, type TarMember } from "./tar-member.ts";
+
 /** Options of {@link writeBenchArchive}. */
 export interface BenchArchiveOptions {
   /** Total bytes of file contents across all layers. */
@@ -342,11 +344,7 @@ function archiveStream(image: ImageDescription): ReadableStream<Uint8Array> {
   ]);
   const repositories = encodeJson({ [name]: { [tag]: top.v1Id } });
 
-  type Member = {
-    header: TarHeader;
-    body?: Uint8Array | (() => ReadableStream<Uint8Array>);
-  };
-  const members: Member[] = [];
+  const members: TarMember[] = [];
   for (const layer of image.layers) {
     members.push({ header: directory(`${layer.v1Id}/`) });
     members.push(small(`${layer.v1Id}/VERSION`, textEncoder.encode("1.0")));
@@ -359,21 +357,12 @@ function archiveStream(image: ImageDescription): ReadableStream<Uint8Array> {
   members.push(small(`${configHex}.json`, image.config));
   members.push(small("manifest.json", manifest));
   members.push(small("repositories", repositories));
-  const topName = (member: Member) => member.header.name.split("/")[0]!;
+  const topName = (member: TarMember) => member.header.name.split("/")[0]!;
   members.sort((a, b) => topName(a).localeCompare(topName(b)));
 
   const write = async () => {
     for (const member of members) {
-      const body = controller.add(member.header);
-      if (member.body === undefined) {
-        await body.close();
-      } else if (member.body instanceof Uint8Array) {
-        const writer = body.getWriter();
-        await writer.write(member.body);
-        await writer.close();
-      } else {
-        await member.body().pipeTo(body);
-      }
+      await addTarMember(controller, member);
     }
     controller.finalize();
   };

@@ -18,6 +18,7 @@ import { join } from "node:path";
 import { createTarPacker, packTar, type TarHeader } from "modern-tar";
 
 import { normalizeReference } from "../../src/reference.ts";
+import { addTarMember, type TarMember } from "../../scripts/lib/tar-member.ts";
 
 /**
  * Archive layouts the builders write:
@@ -121,11 +122,7 @@ export type WrittenImageArchive = Omit<ImageArchiveFixture, "tar"> & {
   size: number;
 };
 
-/** One member of an archive: header and body (bytes or a stream factory). */
-interface Member {
-  header: TarHeader;
-  body?: Uint8Array | (() => ReadableStream<Uint8Array>);
-}
+type Member = TarMember;
 
 const defaultReference = "fixture/app:v1";
 const fixtureTime = new Date("2024-01-02T03:04:05Z");
@@ -836,16 +833,7 @@ async function packMembers(
   const piped = readable.pipeTo(sink);
   try {
     for (const member of members) {
-      const body = controller.add(member.header);
-      if (member.body === undefined) {
-        await body.close();
-      } else if (member.body instanceof Uint8Array) {
-        const writer = body.getWriter();
-        await writer.write(member.body);
-        await writer.close();
-      } else {
-        await member.body().pipeTo(body);
-      }
+      await addTarMember(controller, member);
     }
     controller.finalize();
   } catch (error) {
